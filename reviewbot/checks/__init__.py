@@ -11,7 +11,9 @@ from reviewbot.checks.base import Check, CheckContext
 
 
 def all_checks() -> tuple[Check, ...]:
-    from reviewbot.checks import dependency_fresh, local_stop_pause, send_missing_run
+    import reviewbot.checks.dependency_fresh as dependency_fresh
+    import reviewbot.checks.local_stop_pause as local_stop_pause
+    import reviewbot.checks.send_missing_run as send_missing_run
 
     return (
         send_missing_run.CHECK,
