@@ -6,7 +6,7 @@ per-file ``patch`` field, which is hunks without file headers.
 
 from __future__ import annotations
 
-from unidiff import PatchedFile, PatchSet
+from unidiff.patch import PatchedFile, PatchSet
 from unidiff.errors import UnidiffParseError
 
 from reviewbot.models import ChangedFile, FileStatus

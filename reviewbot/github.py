@@ -63,6 +63,26 @@ _TRUNCATION_NOTE: Final = "\n\n_(truncated: longer than GitHub accepts)_"
 _FINDING_MARKER = re.compile(r"<!-- reviewbot:finding fp=([0-9a-f]{8,64}) -->")
 
 
+_REVIEW_MARKER = re.compile(r"<!-- reviewbot:review head=([0-9a-f]{7,64})(?: [^>]*)? -->")
+_DELIVERY_MARKER = re.compile(r"<!-- reviewbot:delivery id=([\w.:-]{1,100}) -->")
+
+
+def delivery_marker(delivery_id: str) -> str:
+    """Hidden marker naming the webhook delivery a review answered (redelivery safety)."""
+    return f"<!-- reviewbot:delivery id={delivery_id} -->"
+
+
+@dataclass(frozen=True)
+class PreviousReviews:
+    """What the bot already said on a PR, read back from its own hidden markers."""
+
+    fingerprints: frozenset[str]
+    heads: frozenset[str]
+    deliveries: frozenset[str]
+    # The PR's head when this was read: a free head check right before posting.
+    current_head: str | None
+
+
 def finding_marker(fingerprint: str) -> str:
     """The hidden marker a posted finding carries, read back by ``previous_findings``."""
     return f"<!-- reviewbot:finding fp={fingerprint} -->"
@@ -313,6 +333,7 @@ _REVIEWS_QUERY: Final = """
 query($owner: String!, $name: String!, $number: Int!, $before: String) {
   repository(owner: $owner, name: $name) {
     pullRequest(number: $number) {
+      headRefOid
       reviews(last: 100, before: $before) {
         pageInfo { hasPreviousPage startCursor }
         nodes {
@@ -458,8 +479,9 @@ class GitHubGateway:
 
     async def __aenter__(self) -> GitHubGateway:
         """Optional: keep one connection pool open for the calls made inside the block."""
-        await self._gh.__aenter__()
-        await self._gh_no_redirect.__aenter__()
+        # githubkit leaves its context-manager methods unannotated.
+        await self._gh.__aenter__()  # type: ignore[no-untyped-call]
+        await self._gh_no_redirect.__aenter__()  # type: ignore[no-untyped-call]
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -737,24 +759,38 @@ class GitHubGateway:
     async def previous_findings(
         self, owner: str, repo: str, number: int, bot_login: str
     ) -> set[str]:
-        """Fingerprints the bot already posted on this PR, from its hidden markers.
+        """Fingerprints the bot already posted on this PR, from its hidden markers."""
+        return set((await self.previous_reviews(owner, repo, number, bot_login)).fingerprints)
+
+    async def previous_reviews(
+        self, owner: str, repo: str, number: int, bot_login: str
+    ) -> PreviousReviews:
+        """The bot's earlier reviews on this PR (fingerprints, heads, deliveries) and its head.
 
         One GraphQL query reads review bodies and their inline comments together. Only items
         written by ``bot_login`` count; visible text is never trusted, only the marker.
         """
         found: set[str] = set()
+        heads: set[str] = set()
+        deliveries: set[str] = set()
+        current_head: str | None = None
         overflow = False
         before: str | None = None
         for _ in range(_MAX_REVIEW_PAGES):
             variables = {"owner": owner, "name": repo, "number": int(number), "before": before}
             data = await self._graphql("previous reviews", _REVIEWS_QUERY, variables)
             pull = ((data.get("repository") or {}).get("pullRequest")) or {}
+            current_head = current_head or pull.get("headRefOid")
             reviews = pull.get("reviews") or {}
             for review in reviews.get("nodes") or []:
                 if not isinstance(review, dict):
                     continue
                 if _same_login(review.get("author"), bot_login):
-                    found |= _markers(review.get("body"))
+                    body = review.get("body")
+                    found |= _markers(body)
+                    if isinstance(body, str):
+                        heads.update(_REVIEW_MARKER.findall(body))
+                        deliveries.update(_DELIVERY_MARKER.findall(body))
                 comments = review.get("comments") or {}
                 nodes = comments.get("nodes") or []
                 overflow |= int(comments.get("totalCount") or 0) > len(nodes)
@@ -768,7 +804,12 @@ class GitHubGateway:
         if overflow:
             # A review with more than 100 inline comments: read them all over REST.
             found |= await self._review_comment_markers(owner, repo, number, bot_login)
-        return found
+        return PreviousReviews(
+            fingerprints=frozenset(found),
+            heads=frozenset(heads),
+            deliveries=frozenset(deliveries),
+            current_head=str(current_head) if current_head else None,
+        )
 
     async def _review_comment_markers(
         self, owner: str, repo: str, number: int, bot_login: str
@@ -1157,10 +1198,12 @@ __all__ = [
     "GitHubGateway",
     "GitHubTransientError",
     "PullRequest",
+    "PreviousReviews",
     "PullRequestSource",
     "RetryPolicy",
     "Tree",
     "TreeEntry",
+    "delivery_marker",
     "finding_marker",
     "fit_body",
 ]

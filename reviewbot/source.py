@@ -13,7 +13,8 @@ from typing import Protocol
 from reviewbot.models import ChangeSet, Side
 
 # Guideline files and file contents are untrusted and may be huge: cap what we read.
-MAX_FILE_BYTES = 2_000_000
+# Lockfiles run to megabytes; code files are bounded again by the checks (MAX_PARSE_BYTES).
+MAX_FILE_BYTES = 20_000_000
 MAX_GUIDELINE_FILES = 100
 
 

@@ -801,7 +801,7 @@ class FakeGitHub:
                 }
             )
         info = {"hasPreviousPage": start > 0, "startCursor": str(start) if nodes else None}
-        return {"reviews": {"pageInfo": info, "nodes": nodes}}
+        return {"headRefOid": pull.head_sha, "reviews": {"pageInfo": info, "nodes": nodes}}
 
 
 async def _chunks(content: bytes, size: int = 1024) -> AsyncIterator[bytes]:

@@ -1112,3 +1112,26 @@ async def test_no_secret_reaches_the_logs_or_the_errors(
     assert errors
     for secret in secrets:
         assert secret not in seen
+
+
+async def test_previous_reviews_reads_heads_deliveries_and_current_head(
+    fake_github: FakeGitHub, gateway: GitHubGateway
+) -> None:
+    from reviewbot.github import PreviousReviews, delivery_marker
+
+    pull = FakePull(number=7, head_sha="c" * 40, base_sha="b" * 40)
+    fake_github.add_pull("o/r", pull)
+    body = (
+        f"<!-- reviewbot:review head={'a' * 40} -->\n"
+        + delivery_marker("d-1")
+        + "\n<!-- reviewbot:finding fp=0123456789abcdef -->"
+    )
+    fake_github.add_review("o/r", 7, user="reviewbot[bot]", body=body)
+    fake_github.add_review("o/r", 7, user="mallory", body=body.replace("d-1", "d-2"))
+    previous = await gateway.previous_reviews("o", "r", 7, "reviewbot[bot]")
+    assert previous == PreviousReviews(
+        fingerprints=frozenset({"0123456789abcdef"}),
+        heads=frozenset({"a" * 40}),
+        deliveries=frozenset({"d-1"}),
+        current_head="c" * 40,
+    )

@@ -1,0 +1,221 @@
+"""uv.lock and poetry.lock: ``[[package]]`` name/version, registry vs git/url/local sources."""
+
+from __future__ import annotations
+
+import pytest
+
+from reviewbot.checks.deps import introduced
+from reviewbot.checks.deps.python_locks import _LockBlocks
+from tests.checks.deps.helpers import changed_file, dedent, found, keys, on_added_lines
+
+
+def uv_package(name: str, version: str, source: str | None = None) -> str:
+    source = source or '{ registry = "https://pypi.org/simple" }'
+    return dedent(
+        f"""
+
+        [[package]]
+        name = "{name}"
+        version = "{version}"
+        source = {source}
+        sdist = {{ url = "https://files.example/{name}-{version}.tar.gz", hash = "sha256:aa" }}
+        wheels = [
+            {{ url = "https://files.example/{name}-{version}-py3.whl", hash = "sha256:bb" }},
+        ]
+        """
+    )
+
+
+UV_BASE = (
+    'version = 1\nrevision = 2\nrequires-python = ">=3.11"\n'
+    + uv_package("app", "0.1.0", '{ editable = "." }')
+    + uv_package("httpx", "0.27.0")
+    + uv_package("typing-extensions", "4.12.2")
+)
+
+UV_CASES = [
+    (
+        "bump",
+        UV_BASE.replace(uv_package("httpx", "0.27.0"), uv_package("httpx", "0.27.2")),
+        {("pypi", "httpx", "0.27.2")},
+    ),
+    ("new package", UV_BASE + uv_package("anyio", "4.4.0"), {("pypi", "anyio", "4.4.0")}),
+    ("removed package", UV_BASE.replace(uv_package("httpx", "0.27.0"), ""), set()),
+    ("hash change only", UV_BASE.replace("sha256:aa", "sha256:cc"), set()),
+    (
+        "own project version (editable)",
+        UV_BASE.replace('"0.1.0"', '"0.2.0"'),
+        set(),
+    ),
+    (
+        "workspace member and virtual root",
+        UV_BASE
+        + uv_package("member", "1.0.0", '{ editable = "packages/member" }')
+        + uv_package("root", "0.0.0", '{ virtual = "." }'),
+        set(),
+    ),
+    (
+        "git source",
+        UV_BASE
+        + uv_package("sdk", "1.2.0", '{ git = "https://github.com/org/sdk?rev=v1.2#0123abc" }'),
+        {("pypi", "sdk", "https://github.com/org/sdk?rev=v1.2#0123abc")},
+    ),
+]
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "diff-only"])
+@pytest.mark.parametrize(("case", "head", "expected"), UV_CASES, ids=[c[0] for c in UV_CASES])
+def test_uv_lock(case: str, head: str, expected: set[object], whole: bool) -> None:
+    assert keys(found("uv.lock", UV_BASE, head, whole=whole)) == expected
+    assert on_added_lines("uv.lock", UV_BASE, head, whole=whole)
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "diff-only"])
+def test_a_package_moved_within_the_lockfile_is_not_new(whole: bool) -> None:
+    # In a diff alone the moved entry is removed and added whole: same name, same version.
+    head = (
+        'version = 1\nrevision = 2\nrequires-python = ">=3.11"\n'
+        + uv_package("typing-extensions", "4.12.2")
+        + uv_package("app", "0.1.0", '{ editable = "." }')
+        + uv_package("httpx", "0.27.0")
+    )
+    assert found("uv.lock", UV_BASE, head, whole=whole) == []
+
+
+def test_uv_finding_is_on_the_version_line() -> None:
+    head = UV_BASE.replace(uv_package("httpx", "0.27.0"), uv_package("httpx", "0.27.2"))
+    (dep,) = found("uv.lock", UV_BASE, head)
+    assert head.splitlines()[(dep.line or 0) - 1] == 'version = "0.27.2"'
+
+
+def test_same_version_from_two_indexes_is_not_new() -> None:
+    # uv lists a package twice when markers pick different indexes; one unchanged copy is enough.
+    cpu = uv_package("torch", "2.3.0", '{ registry = "https://download.pytorch.org/whl/cpu" }')
+    base = UV_BASE + uv_package("torch", "2.3.0") + cpu
+    head = base.replace("whl/cpu", "whl/cu121")
+    assert found("uv.lock", base, head) == []
+
+
+def test_lock_cut_into_blocks_keeps_subtables_with_their_package() -> None:
+    text = dedent(
+        """
+        [[package]]
+        name = "a"
+        version = "1.0"
+
+        [package.dependencies]
+        b = ">=1"
+
+        [package.source]
+        type = "git"
+        url = "https://github.com/x/a.git"
+        resolved_reference = "0123abc"
+
+        [metadata]
+        lock-version = "2.0"
+        """
+    )
+    (block,) = _LockBlocks().blocks(text)
+    assert "resolved_reference" in block.text and "[metadata]" not in block.text
+    (dep,) = _LockBlocks().parse_block(block)
+    assert (dep.version, dep.source) == (
+        "https://github.com/x/a.git#0123abc",
+        "installed from a git source",
+    )
+
+
+def poetry_package(name: str, version: str, source: str = "") -> str:
+    return dedent(
+        f"""
+
+        [[package]]
+        name = "{name}"
+        version = "{version}"
+        description = "A package"
+        optional = false
+        python-versions = ">=3.8"
+        files = [
+            {{file = "{name}-{version}.tar.gz", hash = "sha256:aa"}},
+        ]
+
+        [package.dependencies]
+        idna = ">=2.5"
+        """
+    ) + (f"\n[package.source]\n{source}\n" if source else "")
+
+
+POETRY_BASE = (
+    "# This file is automatically @generated by Poetry 1.8.3 and should not be changed by hand."
+    + poetry_package("requests", "2.31.0")
+    + poetry_package("certifi", "2024.2.2")
+    + '\n[metadata]\nlock-version = "2.0"\npython-versions = "^3.11"\ncontent-hash = "abc"\n'
+)
+
+POETRY_CASES = [
+    (
+        "bump",
+        POETRY_BASE.replace(
+            poetry_package("certifi", "2024.2.2"), poetry_package("certifi", "2024.7.4")
+        ),
+        {("pypi", "certifi", "2024.7.4")},
+    ),
+    (
+        "new package from a private index",
+        POETRY_BASE.replace(
+            "\n[metadata]",
+            poetry_package(
+                "internal",
+                "1.0.0",
+                'type = "legacy"\nurl = "https://pkgs.example/simple"\nreference = "corp"',
+            )
+            + "\n[metadata]",
+        ),
+        {("pypi", "internal", "1.0.0")},
+    ),
+    (
+        "git source",
+        POETRY_BASE.replace(
+            "\n[metadata]",
+            poetry_package(
+                "tool",
+                "0.3.0",
+                'type = "git"\nurl = "https://github.com/me/tool.git"\n'
+                'reference = "main"\nresolved_reference = "0123abc"',
+            )
+            + "\n[metadata]",
+        ),
+        {("pypi", "tool", "https://github.com/me/tool.git#0123abc")},
+    ),
+    (
+        "local directory",
+        POETRY_BASE.replace(
+            "\n[metadata]",
+            poetry_package("mine", "0.1.0", 'type = "directory"\nurl = "../mine"') + "\n[metadata]",
+        ),
+        set(),
+    ),
+    ("content hash only", POETRY_BASE.replace('"abc"', '"def"'), set()),
+]
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "diff-only"])
+@pytest.mark.parametrize(
+    ("case", "head", "expected"), POETRY_CASES, ids=[c[0] for c in POETRY_CASES]
+)
+def test_poetry_lock(case: str, head: str, expected: set[object], whole: bool) -> None:
+    assert keys(found("poetry.lock", POETRY_BASE, head, whole=whole)) == expected
+    assert on_added_lines("poetry.lock", POETRY_BASE, head, whole=whole)
+
+
+def test_broken_lockfile_block_falls_back_to_a_whole_parse() -> None:
+    # A multi-line string holding a fake header: cutting fails, the whole parse decides.
+    base = UV_BASE + '\n[[package]]\nname = "doc"\nversion = "1.0"\nnote = """\n[[package]]\n"""\n'
+    head = base.replace('name = "doc"\nversion = "1.0"', 'name = "doc"\nversion = "1.1"')
+    assert keys(found("uv.lock", base, head)) == {("pypi", "doc", "1.1")}
+
+
+def test_invalid_lockfile_is_noted() -> None:
+    head = UV_BASE.replace('version = "0.27.0"', 'version = "0.27.2"\nversion = "again"')
+    result = introduced(changed_file("uv.lock", UV_BASE, head))
+    assert any("could not read it as a uv.lock" in note for note in result.notes)
+    assert ("pypi", "httpx", "0.27.2") in {dep.key for dep in result.deps}
