@@ -10,26 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reviewbot import events, webhook
-from reviewbot.jobs import (
-    EnqueueStatus,
-    GiveUpHandler,
-    JobHandler,
-    JobQueue,
-    SqliteJobQueue,
-    Worker,
-)
+from reviewbot.jobs import EnqueueStatus, GiveUpHandler, JobHandler, JobQueue
 from reviewbot.logs import configure_logging, install_redaction, log_context
-from reviewbot.settings import Settings, SettingsError
+from reviewbot.settings import Settings
+from reviewbot.sqlite_queue import SqliteJobQueue
+from reviewbot.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +35,28 @@ SHUTDOWN_GRACE_SECONDS = 20.0
 
 
 def make_queue(settings: Settings) -> JobQueue:
-    """The job store the settings name: the embedded SQLite file unless a queue URL is set."""
+    """The job store the settings name: Redis when a queue URL is set, else the embedded file.
+
+    Touches no network: a server started while Redis is down answers 503 until it is back.
+    """
     if settings.queue_url is not None:
-        raise SettingsError(
-            "REVIEWBOT_QUEUE_URL is set, but this build has no Redis queue; unset it to use "
-            "the embedded store under REVIEWBOT_DATA_DIR"
-        )
+        # Imported here: a single-process deployment never loads the Redis client.
+        from reviewbot.redis_queue import RedisJobQueue
+
+        return RedisJobQueue.from_settings(settings)
     return SqliteJobQueue.from_settings(settings)
+
+
+def runs_worker_in_server(settings: Settings) -> bool:
+    """Whether ``reviewbot serve`` also processes jobs.
+
+    With the embedded store it does unless ``REVIEWBOT_RUN_WORKER=0``. With a shared queue the
+    servers only verify and enqueue and ``reviewbot worker`` processes the jobs, so both scale
+    on their own; ``REVIEWBOT_RUN_WORKER=1`` set explicitly still runs one in the server.
+    """
+    if settings.queue_url is None:
+        return settings.run_worker
+    return settings.run_worker and "run_worker" in settings.model_fields_set
 
 
 class DeliveryLogContext:
@@ -87,6 +96,7 @@ def create_app(
     queue: JobQueue | None = None,
     run_worker: bool | None = None,
     router: events.Router | None = None,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """The service. ``handler`` runs each job (the review pipeline); without one, deliveries
     are queued but no in-process worker starts (a separate worker process may drain them).
@@ -99,7 +109,7 @@ def create_app(
     job_queue = make_queue(settings) if queue is None else queue
     route_context = events.RouteContext.from_settings(settings)
     job_router = router or events.router
-    start_worker = settings.run_worker if run_worker is None else run_worker
+    start_worker = runs_worker_in_server(settings) if run_worker is None else run_worker
     worker = (
         Worker.from_settings(job_queue, handler, settings, on_give_up=on_give_up)
         if handler is not None and start_worker
@@ -125,6 +135,8 @@ def create_app(
             app.state.worker_task = None
             if owns_queue:
                 await job_queue.close()
+            if on_shutdown is not None:
+                await on_shutdown()
 
     app = FastAPI(
         title="reviewbot",
@@ -145,7 +157,7 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        problems = list(settings.service_problems())
+        problems = [*settings.service_problems(), *settings.app_problems()]
         depth: int | None = None
         try:
             await asyncio.wait_for(job_queue.ping(), READY_TIMEOUT_SECONDS)
@@ -200,6 +212,11 @@ def create_app(
         if not routing.jobs:
             logger.info("webhook: %s ignored: %s", label, routing.reason)
             return _answer(202, status="ignored", reason=routing.reason)
+        if settings.app_problems():
+            # Queueing work that cannot be done would only end in failures; a 503 lets
+            # GitHub show the delivery as failed, to redeliver once the App is configured.
+            logger.warning("webhook: %s refused: the GitHub App is not configured", label)
+            return _answer(503, error="GitHub App credentials are not configured")
 
         statuses: list[EnqueueStatus] = []
         for job in routing.jobs:
@@ -227,22 +244,6 @@ def create_app(
     return app
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the service with uvicorn until SIGINT/SIGTERM (``reviewbot serve``)."""
-    configure_logging(
-        log_format=settings.log_format, level=settings.log_level, secrets=settings.secret_values()
-    )
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=None,  # keep our handlers: redaction and delivery ids on uvicorn's lines too
-        server_header=False,
-        timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS) + 5,
-    )
-
-
 async def run_worker(
     settings: Settings,
     handler: JobHandler,
@@ -253,8 +254,8 @@ async def run_worker(
 ) -> None:
     """Drain the queue without the HTTP service (``reviewbot worker``) until ``stop`` is set.
 
-    Several such processes (and ``serve`` with its in-process worker) may share one data dir:
-    claims are atomic across processes.
+    Several such processes (and ``serve`` with its in-process worker) may share one data dir,
+    or one Redis when ``REVIEWBOT_QUEUE_URL`` is set: claims are atomic across processes.
     """
     install_redaction(settings.secret_values())
     job_queue = make_queue(settings) if queue is None else queue

@@ -6,8 +6,8 @@ per-file ``patch`` field, which is hunks without file headers.
 
 from __future__ import annotations
 
-from unidiff.patch import PatchedFile, PatchSet
 from unidiff.errors import UnidiffParseError
+from unidiff.patch import PatchedFile, PatchSet
 
 from reviewbot.models import ChangedFile, FileStatus
 

@@ -16,6 +16,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from reviewbot.models import InlineComment, Review, Severity
 
+# A code span: a run of backticks, then anything up to the same run (CommonMark).
+_CODE_SPAN = re.compile(r"((`+)(?:(?!\2).)+?\2)", re.DOTALL)
 _MENTION = re.compile(r"(?<![\w.@/-])@(?=[A-Za-z0-9])")
 
 # templates/ and skills/ sit beside the package, in a checkout and in the container image.
@@ -43,8 +45,23 @@ def render(template: str, **context: Any) -> str:
 
 
 def escape_markdown(text: object) -> str:
-    """Neutralise text from a PR (paths, messages) so it cannot open HTML or mention users."""
-    value = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Neutralise text from a PR (paths, messages) so it cannot open HTML or mention users.
+
+    Code spans are left alone: markdown shows their content literally already, and an
+    entity there would show up as "&lt;".
+    """
+    value = str(text)
+    parts: list[str] = []
+    position = 0
+    for span in _CODE_SPAN.finditer(value):
+        parts += [_escape_prose(value[position : span.start()]), span.group(0)]
+        position = span.end()
+    parts.append(_escape_prose(value[position:]))
+    return "".join(parts)
+
+
+def _escape_prose(value: str) -> str:
+    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     # Only a mention-shaped "@name" pings someone; "left-pad@1.3.1" stays copyable.
     return _MENTION.sub("@\u200b", value)
 

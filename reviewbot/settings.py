@@ -244,6 +244,8 @@ class Settings(BaseSettings):
             for secret in (self.webhook_secret, self.private_key, self.github_token)
             if secret is not None
         ]
+        if self.queue_url is not None and urlsplit(self.queue_url).password:
+            values.append(str(urlsplit(self.queue_url).password))
         if self.private_key is not None:
             values.append(self.private_key.get_secret_value().replace("\\n", "\n"))
         if self.private_key_path is not None:
@@ -253,7 +255,7 @@ class Settings(BaseSettings):
         return [value for value in values if value]
 
     def service_problems(self) -> list[str]:
-        """Why the webhook service cannot run with these settings (empty when it can)."""
+        """Why the webhook service must not start with these settings (empty when it may)."""
         problems: list[str] = []
         if self.webhook_secret is None:
             if not self.insecure_dev:
@@ -265,13 +267,23 @@ class Settings(BaseSettings):
             problems.append(
                 f"REVIEWBOT_WEBHOOK_SECRET is shorter than {MIN_WEBHOOK_SECRET_CHARS} characters"
             )
-        if self.app_id is None:
-            problems.append("REVIEWBOT_APP_ID is not set")
         if self.private_key is not None and self.private_key_path is not None:
             problems.append("set only one of REVIEWBOT_PRIVATE_KEY and REVIEWBOT_PRIVATE_KEY_PATH")
-        elif self.private_key is None and self.private_key_path is None:
+        return problems
+
+    def app_problems(self) -> list[str]:
+        """What keeps the service from acting on GitHub (empty when the App is configured).
+
+        Not fatal: a fresh install starts, answers GitHub's ping and says on /readyz what is
+        missing; deliveries that need work are refused with 503 until then, so GitHub can
+        redeliver them.
+        """
+        problems: list[str] = []
+        if self.app_id is None:
+            problems.append("REVIEWBOT_APP_ID is not set")
+        if self.private_key is None and self.private_key_path is None:
             problems.append("neither REVIEWBOT_PRIVATE_KEY nor REVIEWBOT_PRIVATE_KEY_PATH is set")
-        elif self.private_key_path is not None:
+        elif self.private_key is None and self.private_key_path is not None:
             path = self.private_key_path.expanduser()
             if not path.is_file() or not os.access(path, os.R_OK):
                 problems.append(f"REVIEWBOT_PRIVATE_KEY_PATH {str(path)!r} is not a readable file")
@@ -285,6 +297,8 @@ class Settings(BaseSettings):
         problems = self.service_problems()
         if problems:
             raise SettingsError("cannot start the service:\n  - " + "\n  - ".join(problems))
+        for problem in self.app_problems():
+            logger.warning("GitHub App not configured: %s; reviews cannot be posted", problem)
         if self.webhook_secret is None and self.insecure_dev:
             logger.warning(
                 "!!! INSECURE DEVELOPMENT MODE: REVIEWBOT_WEBHOOK_SECRET is not set and "

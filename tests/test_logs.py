@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reviewbot.app import create_app
-from reviewbot.jobs import Job, TransientJobError, Worker
+from reviewbot.jobs import Job, TransientJobError
 from reviewbot.logs import (
     REDACTED,
     JsonFormatter,
@@ -25,6 +25,7 @@ from reviewbot.logs import (
     redact,
     uninstall_redaction,
 )
+from reviewbot.worker import Worker
 from tests.helpers_service import (
     SECRET,
     RecordingHandler,

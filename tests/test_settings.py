@@ -184,15 +184,33 @@ def test_insecure_dev_with_a_secret_is_quiet(
     assert caplog.records == []
 
 
-def test_service_lists_every_problem_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_lists_every_problem_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "app.pem"
+    key_file.write_text("x")
     monkeypatch.setenv("REVIEWBOT_WEBHOOK_SECRET", "short")
+    monkeypatch.setenv("REVIEWBOT_PRIVATE_KEY", "pem")
+    monkeypatch.setenv("REVIEWBOT_PRIVATE_KEY_PATH", str(key_file))
     with pytest.raises(SettingsError) as caught:
         Settings().validate_for_service()
     message = str(caught.value)
     assert "shorter than 8" in message
-    assert "REVIEWBOT_APP_ID is not set" in message
-    assert "REVIEWBOT_PRIVATE_KEY" in message
+    assert "only one of REVIEWBOT_PRIVATE_KEY" in message
     assert "short" not in message.replace("shorter", "")  # the secret itself is not echoed
+
+
+def test_missing_app_credentials_do_not_stop_the_service_but_are_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("REVIEWBOT_WEBHOOK_SECRET", SECRET)
+    settings = Settings()
+    settings.validate_for_service()  # a fresh install starts and answers GitHub's ping
+    assert settings.app_problems() == [
+        "REVIEWBOT_APP_ID is not set",
+        "neither REVIEWBOT_PRIVATE_KEY nor REVIEWBOT_PRIVATE_KEY_PATH is set",
+    ]
+    assert "reviews cannot be posted" in caplog.text
 
 
 def test_private_key_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -217,8 +235,8 @@ def test_private_key_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_private_key_path_must_be_readable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     service_env(monkeypatch, REVIEWBOT_PRIVATE_KEY_PATH=str(tmp_path / "missing.pem"))
     monkeypatch.delenv("REVIEWBOT_PRIVATE_KEY")
-    with pytest.raises(SettingsError, match="not a readable file"):
-        Settings().validate_for_service()
+    [problem] = Settings().app_problems()
+    assert "not a readable file" in problem
 
 
 def test_key_and_path_together_are_ambiguous(

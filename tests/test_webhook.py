@@ -17,9 +17,11 @@ from pydantic import SecretStr
 from reviewbot import webhook
 from reviewbot.app import create_app, run_worker
 from reviewbot.events import Event, RouteContext, Router, Skip
-from reviewbot.jobs import Job, JobStatus, QueueError, SqliteJobQueue, Worker
+from reviewbot.jobs import Job, JobStatus, QueueError
 from reviewbot.logs import record_context, uninstall_redaction
 from reviewbot.settings import SettingsError
+from reviewbot.sqlite_queue import SqliteJobQueue
+from reviewbot.worker import Worker
 from tests.helpers_service import (
     SECRET,
     RecordingHandler,

@@ -22,6 +22,7 @@ from reviewbot.models import (
     Package,
     PublishTime,
     ReviewConfig,
+    Severity,
 )
 
 # Files bigger than this are not parsed; the review says so instead of stalling.
@@ -104,9 +105,10 @@ class Check:
     rule: str
     title: str
     run: CheckFunction
-    # Further rule ids this check may emit (e.g. dependency-unverifiable).
-    emits: tuple[str, ...] = ()
+    # The most severe level each rule id it emits can reach (first: ``rule`` itself). The
+    # guideline merge uses it to tell a PR raising a severity from one lowering it.
+    severities: Mapping[str, Severity] = field(default_factory=dict)
 
     @property
     def rules(self) -> tuple[str, ...]:
-        return (self.rule, *self.emits)
+        return (self.rule, *(rule for rule in self.severities if rule != self.rule))

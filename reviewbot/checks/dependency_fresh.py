@@ -216,6 +216,12 @@ def _finding(rule: str, severity: Severity, entry: Introduced, message: str) -> 
     )
 
 
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:_NOTE_NAMES])
+    more = len(names) - _NOTE_NAMES
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
 def run(ctx: CheckContext) -> CheckResult:
     config = ctx.config
     if not _active(config):
@@ -225,6 +231,7 @@ def run(ctx: CheckContext) -> CheckResult:
     findings: list[Finding] = []
     incomplete = list(analysis.notes)
     not_looked_up: list[str] = []
+    unverified: list[str] = [f"{e.dep.name} {e.dep.version}" for e in analysis.undatable]
     for entry in analysis.registry:
         dep = entry.dep
         answer: PublishTime | None = ctx.publish_times.get(
@@ -233,6 +240,7 @@ def run(ctx: CheckContext) -> CheckResult:
         if answer is None:
             not_looked_up.append(f"{dep.name} {dep.version}")
         elif answer.published is None:
+            unverified.append(f"{dep.name} {dep.version}")
             if not config.enabled(UNVERIFIABLE):
                 continue
             error = answer.error or "no publish time in the answer"
@@ -250,12 +258,16 @@ def run(ctx: CheckContext) -> CheckResult:
             _finding(UNVERIFIABLE, Severity.SUGGESTION, entry, undatable_message(entry.dep))
         )
     if not_looked_up:
-        shown = ", ".join(not_looked_up[:_NOTE_NAMES])
-        more = len(not_looked_up) - _NOTE_NAMES
-        shown += f" and {more} more" if more > 0 else ""
         incomplete.append(
             f"{len(not_looked_up)} new dependency version(s) were not looked up in their "
-            f"registry, so their age is unknown: {shown}"
+            f"registry, so their age is unknown: {_names(not_looked_up)}"
+        )
+    if unverified:
+        # Whatever the rule settings say, an age we could not read is work not done: the
+        # review must not come out green because of it.
+        incomplete.append(
+            f"The age of {len(unverified)} new dependency version(s) could not be verified: "
+            + _names(unverified)
         )
     findings.sort(key=lambda f: (f.path, f.line or 0, f.rule))
     return CheckResult(tuple(findings), tuple(incomplete))
@@ -265,5 +277,5 @@ CHECK = Check(
     rule=RULE,
     title="Dependency versions younger than the minimum age",
     run=run,
-    emits=(UNVERIFIABLE,),
+    severities={RULE: Severity.CRITICAL, UNVERIFIABLE: Severity.SUGGESTION},
 )

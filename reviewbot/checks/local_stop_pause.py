@@ -430,4 +430,5 @@ CHECK = Check(
     rule=RULE,
     title="Local conversation stop uses pause instead of interrupt",
     run=run,
+    severities={RULE: Severity.IMPORTANT},
 )

@@ -861,4 +861,5 @@ CHECK = Check(
     rule=RULE,
     title="Conversation message sent without run: true",
     run=run,
+    severities={RULE: Severity.CRITICAL},
 )

@@ -1,0 +1,7 @@
+"""``python -m reviewbot``: the same as the ``reviewbot`` command."""
+
+import sys
+
+from reviewbot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,187 @@
+"""What a worker does with each kind of job: review a pull request, report snapshots.
+
+A job only names a pull request; everything else is read fresh from GitHub when it runs,
+so a retried or resumed job reviews what the PR is now, not what it was at delivery time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from githubkit.cache import MemCacheStrategy
+
+from reviewbot.checks.agent_server import touches_conversation_api
+from reviewbot.checks.dependency_fresh import wants_contents
+from reviewbot.github import (
+    GitHubError,
+    GitHubGateway,
+    GitHubTransientError,
+    PullRequest,
+    PullRequestSource,
+)
+from reviewbot.jobs import Job, PermanentJobError, TransientJobError
+from reviewbot.logs import log_context, redact
+from reviewbot.models import ReviewConfig
+from reviewbot.pipeline import Outcome, analyse
+from reviewbot.publish import post_failure_note, post_review
+from reviewbot.registry import RegistryClient
+from reviewbot.settings import Settings
+from reviewbot.source import SourceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What a job did, for logs and tests: ``posted`` review id or the reason it skipped."""
+
+    posted: int | None = None
+    skipped: str | None = None
+    # The analysed review (set by a dry run, which posts nothing).
+    outcome: Outcome | None = None
+
+
+class Tasks:
+    """Job handlers bound to one configuration; one instance per worker process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Installation tokens are shared by every job of this process (one per hour, not
+        # one per review); the registry cache too, since a publish time never changes.
+        self._token_cache = MemCacheStrategy()
+        self._registry: RegistryClient | None = None
+
+    async def aclose(self) -> None:
+        if self._registry is not None:
+            await self._registry.aclose()
+            self._registry = None
+
+    def registry(self) -> RegistryClient:
+        if self._registry is None:
+            self._registry = RegistryClient(self.settings.registry_config())
+        return self._registry
+
+    def gateway(self, job: Job) -> GitHubGateway:
+        """Act as the App's installation; a plain GITHUB_TOKEN serves replays without an App."""
+        if job.installation_id is None or self.settings.app_id is None:
+            if self.settings.github_token is not None:
+                return GitHubGateway.for_token(
+                    self.settings.github_token.get_secret_value(),
+                    base_url=self.settings.github_api_url,
+                )
+            raise PermanentJobError("the delivery names no App installation; cannot act on it")
+        return GitHubGateway.for_installation(
+            self.settings.app_id or "",
+            self.settings.load_private_key() or "",
+            job.installation_id,
+            base_url=self.settings.github_api_url,
+            token_cache=self._token_cache,
+        )
+
+    async def handle(self, job: Job) -> None:
+        """The worker's entry point: dispatch on kind, translate GitHub errors for retries."""
+        with log_context(delivery_id=job.delivery_id, repo=job.full_name, pr=job.number):
+            try:
+                if job.kind == "review":
+                    result = await self.review(job)
+                else:
+                    result = await self.snapshots(job)
+            except GitHubTransientError as error:
+                raise TransientJobError(str(error), retry_after=error.retry_after) from error
+            except (GitHubError, SourceError) as error:
+                raise PermanentJobError(str(error)) from error
+            if result.skipped:
+                log.info("job %s skipped: %s", job.kind, result.skipped)
+            else:
+                log.info("job %s posted %s", job.kind, result.posted)
+
+    async def review(self, job: Job, *, dry_run: bool = False) -> TaskResult:
+        """Review the PR's current head and post it (or, dry run, return it unposted)."""
+        if job.number is None:
+            raise PermanentJobError("a review job needs a pull request number")
+        gateway = self.gateway(job)
+        async with gateway:
+            pr = await gateway.pull_request(job.owner, job.repo, job.number)
+            if (skipped := self._skip_before(job, pr)) is not None:
+                return TaskResult(skipped=skipped)
+            bot_login = self.settings.bot_login or await gateway.bot_login()
+            previous = await gateway.previous_reviews(job.owner, job.repo, job.number, bot_login)
+            if job.delivery_id in previous.deliveries and not dry_run:
+                # Posted before a crash kept the job from being marked done.
+                return TaskResult(skipped="this delivery was already answered")
+            if not job.forced and pr.head_sha in previous.heads:
+                return TaskResult(skipped=f"head {pr.head_sha[:12]} was already reviewed")
+            source = PullRequestSource(gateway, job.owner, job.repo, job.number, pr)
+            changeset = await source.changeset()
+            if (
+                job.trigger == "auto"
+                and not self.settings.review_all_prs
+                and not touches_conversation_api(changeset)
+                and not any(wants_contents(f.path, ReviewConfig()) for f in changeset.files)
+            ):
+                return TaskResult(
+                    skipped="touches neither agent-server conversation code nor dependencies"
+                )
+            with log_context(head=pr.head_sha):
+                outcome = await analyse(
+                    source,
+                    registry=self.registry(),
+                    now=self.settings.now or datetime.now(UTC),
+                    previous_fingerprints=previous.fingerprints,
+                )
+                if dry_run:
+                    return TaskResult(outcome=outcome)
+                # Never post a review of a head that is no longer the PR's head.
+                current = await gateway.get_pull_request_head(job.owner, job.repo, job.number)
+                if current != outcome.review.head:
+                    if job.forced:
+                        raise TransientJobError("the pull request moved while it was reviewed")
+                    return TaskResult(
+                        skipped=f"head moved to {current[:12]}; a newer job reviews it"
+                    )
+                review_id = await post_review(
+                    gateway, job.owner, job.repo, job.number, outcome, delivery_id=job.delivery_id
+                )
+        return TaskResult(posted=review_id)
+
+    def _skip_before(self, job: Job, pr: PullRequest) -> str | None:
+        if pr.state != "open":
+            return f"pull request is {pr.state}"
+        if job.trigger == "auto" and pr.draft:
+            return "draft pull request; waiting until it is ready for review"
+        if job.trigger == "auto" and job.head_sha and job.head_sha != pr.head_sha:
+            return f"head moved to {pr.head_sha[:12]}; a newer job reviews it"
+        return None
+
+    async def snapshots(self, job: Job) -> TaskResult:
+        from reviewbot.snapshot_jobs import SnapshotSettings, run_snapshot_job
+
+        gateway = self.gateway(job)
+        async with gateway:
+            outcome = await run_snapshot_job(
+                gateway,
+                owner=job.owner,
+                repo=job.repo,
+                run_id=int(job.extra["run_id"]),
+                pr_numbers=[int(p["number"]) for p in job.extra.get("pull_requests", [])],
+                head_sha=job.head_sha or "",
+                settings=SnapshotSettings.from_settings(self.settings),
+            )
+        return TaskResult(posted=outcome.comment_id, skipped=outcome.skipped)
+
+    async def give_up(self, job: Job, error: BaseException) -> None:
+        """After the retry budget: a short failure note on the PR, never silence."""
+        if job.kind != "review" or job.number is None:
+            log.error("job %s for %s gave up: %s", job.kind, job.full_name, error)
+            return
+        reason = f"The review failed after {job.attempt} attempt(s): {redact(str(error))}"
+        try:
+            gateway = self.gateway(job)
+            async with gateway:
+                await post_failure_note(
+                    gateway, job.owner, job.repo, job.number, reason=reason, head=job.head_sha
+                )
+        except (GitHubError, PermanentJobError) as note_error:
+            log.error("could not post the failure note either: %s", note_error)
