@@ -8,17 +8,19 @@ enqueues and answers — GitHub gives up on a delivery after 10 s and never rese
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reviewbot import events, webhook
+from reviewbot import events, metrics, webhook
 from reviewbot.jobs import EnqueueStatus, GiveUpHandler, JobHandler, JobQueue
 from reviewbot.logs import configure_logging, install_redaction, log_context
 from reviewbot.settings import Settings
@@ -80,6 +82,19 @@ class DeliveryLogContext:
         }
         with log_context(delivery_id=webhook.safe_delivery_id(headers)):
             await self.app(scope, receive, send)
+
+
+def _outcome(response: JSONResponse) -> str:
+    """A delivery's outcome for metrics: the answer's status word, or its HTTP class."""
+    try:
+        status = json.loads(bytes(response.body)).get("status")
+    except (ValueError, AttributeError):
+        status = None
+    if isinstance(status, str):
+        return status
+    return {400: "malformed", 401: "bad_signature", 413: "too_large", 503: "unavailable"}.get(
+        response.status_code, "error"
+    )
 
 
 def _answer(status_code: int, **body: Any) -> JSONResponse:
@@ -176,12 +191,27 @@ def create_app(
     @app.post("/webhook")
     async def receive(request: Request) -> JSONResponse:
         try:
-            return await _receive(request)
+            response = await _receive(request)
         except Exception:
             # The one boundary for the unexpected: a log line with the delivery id (from
             # the context), never a stack trace to the caller.
             logger.exception("webhook: unexpected error")
-            return _answer(500, error="internal error")
+            response = _answer(500, error="internal error")
+        metrics.DELIVERIES.labels(
+            event=metrics.event_label(request.headers.get("x-github-event")),
+            outcome=_outcome(response),
+        ).inc()
+        return response
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        try:
+            depth = await asyncio.wait_for(job_queue.depth(), READY_TIMEOUT_SECONDS)
+        except Exception as error:
+            logger.warning("metrics: queue depth unavailable: %s", error)
+        else:
+            metrics.QUEUE_DEPTH.set(depth)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def _receive(request: Request) -> JSONResponse:
         try:

@@ -40,6 +40,7 @@ from githubkit.exception import (
     SecondaryRateLimitExceeded,
 )
 
+from reviewbot import metrics
 from reviewbot.diff import parse_file_patch
 from reviewbot.models import ChangedFile, ChangeSet, FileStatus, InlineComment, ReviewEvent, Side
 from reviewbot.source import MAX_FILE_BYTES, MAX_GUIDELINE_FILES, SourceError
@@ -497,9 +498,11 @@ class GitHubGateway:
             self.token_requests += 1
         else:
             self.calls += 1
+            metrics.GITHUB_CALLS.inc()
         remaining = response.headers.get("x-ratelimit-remaining")
         if remaining is not None and remaining.isdigit():
             self.rate_limit_remaining = int(remaining)
+            metrics.GITHUB_RATE_LIMIT.set(self.rate_limit_remaining)
 
     def _failure(self, what: str, error: GitHubException, idempotent: bool) -> _Failure:
         """Classify one failed attempt: may it be retried now, and what to raise if not."""

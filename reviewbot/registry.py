@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from reviewbot import metrics
 from reviewbot.models import Package, PublishTime
 
 _USER_AGENT = "reviewbot (dependency age check)"
@@ -137,12 +138,14 @@ class RegistryClient:
         """The publish time of every package, or why it is unknown. Never raises."""
         wanted = list(dict.fromkeys(packages))
         self.lookups += len(wanted)
+        metrics.REGISTRY_LOOKUPS.inc(len(wanted))
         answers: dict[Package, PublishTime] = {}
         pending: list[Package] = []
         for package in wanted:
             cached = self._cache.get(package)
             if cached is not None:
                 self.cache_hits += 1
+                metrics.REGISTRY_CACHE_HITS.inc()
                 answers[package] = cached
             else:
                 pending.append(package)

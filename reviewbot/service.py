@@ -11,8 +11,10 @@ import logging
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import start_http_server
 
 from reviewbot import app as app_module
+from reviewbot import metrics
 from reviewbot.github import GitHubError, GitHubGateway
 from reviewbot.logs import configure_logging
 from reviewbot.settings import Settings
@@ -74,5 +76,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
 def work(settings: Settings) -> None:
     """``reviewbot worker``: process queued jobs until SIGINT/SIGTERM."""
     settings = asyncio.run(resolve_bot_login(settings))
+    if settings.worker_metrics_port is not None:
+        start_http_server(settings.worker_metrics_port, registry=metrics.REGISTRY)
     tasks = Tasks(settings)
     app_module.work(settings, tasks.handle, on_give_up=tasks.give_up)

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # None: the embedded SQLite store under data_dir; redis://… for a shared queue.
     queue_url: str | None = None
 
+    # `reviewbot worker` has no HTTP service: set a port to expose its /metrics there.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     # --- logging --------------------------------------------------------------------------
     log_format: Literal["plain", "json"] = "plain"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

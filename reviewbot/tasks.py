@@ -7,11 +7,13 @@ so a retried or resumed job reviews what the PR is now, not what it was at deliv
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from githubkit.cache import MemCacheStrategy
 
+from reviewbot import metrics
 from reviewbot.checks.agent_server import touches_conversation_api
 from reviewbot.checks.dependency_fresh import wants_contents
 from reviewbot.github import (
@@ -83,15 +85,24 @@ class Tasks:
     async def handle(self, job: Job) -> None:
         """The worker's entry point: dispatch on kind, translate GitHub errors for retries."""
         with log_context(delivery_id=job.delivery_id, repo=job.full_name, pr=job.number):
+            started = time.monotonic()
             try:
                 if job.kind == "review":
                     result = await self.review(job)
                 else:
                     result = await self.snapshots(job)
-            except GitHubTransientError as error:
+            except (GitHubTransientError, TransientJobError) as error:
+                metrics.JOBS.labels(kind=job.kind, outcome="retry").inc()
+                if isinstance(error, TransientJobError):
+                    raise
                 raise TransientJobError(str(error), retry_after=error.retry_after) from error
             except (GitHubError, SourceError) as error:
+                metrics.JOBS.labels(kind=job.kind, outcome="failed").inc()
                 raise PermanentJobError(str(error)) from error
+            outcome = "skipped" if result.skipped else "posted"
+            metrics.JOBS.labels(kind=job.kind, outcome=outcome).inc()
+            if job.kind == "review" and not result.skipped:
+                metrics.REVIEW_SECONDS.observe(time.monotonic() - started)
             if result.skipped:
                 log.info("job %s skipped: %s", job.kind, result.skipped)
             else:
