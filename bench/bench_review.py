@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,32 +34,39 @@ BUMPED = 500
 
 
 def _registry_server(port_queue: multiprocessing.Queue[int], latency: float) -> None:
-    """A registry in its own process, so its CPU does not count against the review."""
+    """An npm-like registry in its own process (its CPU does not count against the review).
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            time.sleep(latency)
-            name = self.path.strip("/").replace("%2F", "/").replace("%2f", "/")
-            body = json.dumps(
-                {
-                    "name": name,
-                    "time": {"1.0.0": "2020-01-01T00:00:00Z", "1.0.1": "2026-11-26T10:00:00Z"},
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    asyncio with HTTP/1.1 keep-alive, so the server adds the latency and little else.
+    """
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await reader.readuntil(b"\r\n\r\n")
+                path = request.split(b" ", 2)[1].decode()
+                await asyncio.sleep(latency)
+                name = path.strip("/").replace("%2F", "/").replace("%2f", "/")
+                body = json.dumps(
+                    {
+                        "name": name,
+                        "time": {"1.0.0": "2020-01-01T00:00:00Z", "1.0.1": "2026-11-26T10:00:00Z"},
+                    }
+                ).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    + f"content-length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
 
-    ThreadingHTTPServer.daemon_threads = True
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.request_queue_size = 1024
-    port_queue.put(server.server_address[1])
-    server.serve_forever()
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        port_queue.put(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+    asyncio.run(main())
 
 
 def _lock(version_for: dict[int, str]) -> str:

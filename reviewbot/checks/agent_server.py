@@ -14,6 +14,7 @@ one string literal (a URL) or one identifier (its words).
 from __future__ import annotations
 
 import re
+import weakref
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -349,26 +350,71 @@ def parse_changed(changed: ChangedFile) -> ParsedFile | int | None:
     return ParsedFile(changed, text, partial, language, SgRoot(text, language))
 
 
+# Text a file must contain for either rule to find anything in it, or for it to matter to
+# a one-hop lookup: a send (`send…`, `…/events`, `initial_message`, a socket), a pause or
+# interrupt, a `run`, or an agent-server signal. Not a parser: a necessary condition that
+# spares parsing the bulk of a large change set.
+_MATTERS = (
+    "onversation",
+    "vent",
+    "initial_message",
+    "ocket",
+    "send",
+    "Send",
+    "ause",
+    "nterrupt",
+    "run",
+    "openhands",
+)
+
+
+def may_matter(text: str) -> bool:
+    return any(needle in text for needle in _MATTERS)
+
+
 class Workspace:
-    """Every changed source file of a change set, parsed once, for lookups across files."""
+    """The changed source files that may matter to these rules, parsed once.
+
+    Built once per change set and shared by both rules (``for_changeset``).
+    """
 
     def __init__(self, changeset: ChangeSet) -> None:
         self.files: list[ParsedFile] = []
         self.too_large: dict[str, int] = {}
         self._texts: dict[str, str] = {}
+        self._by_path: dict[str, ParsedFile] = {}
+        # Source files that cannot hold a finding but may define a function a finding's
+        # one-hop lookup needs (a neutral `request()` wrapper): parsed only when asked for.
+        self._dormant: dict[str, tuple[ChangedFile, str]] = {}
+        self._woken: set[str] = set()
         for changed in changeset.files:
+            if language_for(changed.path) is None:
+                continue
+            text = _head_text(changed)[0]
+            if not may_matter(text):
+                self._dormant[changed.path] = (changed, text)
+                continue
             parsed = parse_changed(changed)
             if isinstance(parsed, ParsedFile):
                 self.files.append(parsed)
+                self._by_path[parsed.path] = parsed
             elif isinstance(parsed, int):
                 self.too_large[changed.path] = parsed
                 self._texts[changed.path] = _head_text(changed)[0]
 
+    @classmethod
+    def for_changeset(cls, changeset: ChangeSet) -> Workspace:
+        """The workspace of ``changeset``, parsed on first use and shared by both rules."""
+        cached = _WORKSPACES.get(id(changeset))
+        if cached is not None and cached[0]() is changeset:
+            return cached[1]
+        workspace = cls(changeset)
+        _WORKSPACES.clear()  # one change set is reviewed at a time per process and thread
+        _WORKSPACES[id(changeset)] = (weakref.ref(changeset), workspace)
+        return workspace
+
     def get(self, path: str) -> ParsedFile | None:
-        for parsed in self.files:
-            if parsed.path == path:
-                return parsed
-        return None
+        return self._by_path.get(path)
 
     @cached_property
     def has_signal(self) -> bool:
@@ -380,11 +426,26 @@ class Workspace:
 
     def functions_named(self, name: str, near: ParsedFile) -> list[tuple[ParsedFile, SgNode]]:
         """Definitions of ``name``: the same file first, then the other changed files."""
+        self._wake(name)
         found = [(near, node) for node in near.functions.get(name, [])]
         for parsed in self.files:
             if parsed is not near:
                 found.extend((parsed, node) for node in parsed.functions.get(name, []))
         return found
+
+    def _wake(self, name: str) -> None:
+        """Parse the dormant files that mention ``name``, so lookups see their functions."""
+        if name in self._woken:
+            return
+        self._woken.add(name)
+        for path, (changed, text) in list(self._dormant.items()):
+            if name not in text:
+                continue
+            del self._dormant[path]
+            parsed = parse_changed(changed)
+            if isinstance(parsed, ParsedFile):
+                self.files.append(parsed)
+                self._by_path[path] = parsed
 
     def callee_definitions(self, call: SgNode, near: ParsedFile) -> list[tuple[ParsedFile, SgNode]]:
         """One hop: the functions a call may run, excluding the one the call sits in.
@@ -971,6 +1032,9 @@ def touches_conversation_api(changeset: ChangeSet) -> bool:
         if isinstance(parsed, ParsedFile) and has_signal(parsed):
             return True
     return False
+
+
+_WORKSPACES: dict[int, tuple[weakref.ref[ChangeSet], Workspace]] = {}
 
 
 # ---- cloud-only code ----------------------------------------------------------------------

@@ -409,7 +409,7 @@ def _findings(parsed: ParsedFile, workspace: Workspace, memo: _Memo) -> Iterator
 
 
 def run(ctx: CheckContext) -> CheckResult:
-    workspace = Workspace(ctx.changeset)
+    workspace = Workspace.for_changeset(ctx.changeset)
     findings: list[Finding] = []
     incomplete: list[str] = []
     memo: _Memo = {}

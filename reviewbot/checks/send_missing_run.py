@@ -817,7 +817,7 @@ _REMOVED = "This change removes `run: true` from a send to …/events: "
 
 
 def run(ctx: CheckContext) -> CheckResult:
-    workspace = Workspace(ctx.changeset)
+    workspace = Workspace.for_changeset(ctx.changeset)
     findings: list[Finding] = []
     incomplete: list[str] = []
     # Every changed file, not only those with added lines: a change that only deletes
