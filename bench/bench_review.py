@@ -192,6 +192,9 @@ def main() -> None:
                 f"synthetic PR         {args.files} files, package-lock.json "
                 f"{lock_lines} lines with {bumps} bumps, registry latency {args.latency_ms} ms"
             )
+            print("-- first review in a fresh process (imports, template compilation)")
+            asyncio.run(run(repo, f"http://127.0.0.1:{port}"))
+            print("-- the same review again, as a running service would (registry cache cold)")
             asyncio.run(run(repo, f"http://127.0.0.1:{port}"))
     finally:
         server.terminate()
