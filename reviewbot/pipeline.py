@@ -8,7 +8,7 @@ in where the change comes from and what happens to the review afterwards.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,6 +58,16 @@ class Outcome:
     review: Review
     changeset: ChangeSet
     config: ReviewConfig
+    analysis: Analysis
+
+    def with_previous(self, fingerprints: frozenset[str]) -> Outcome:
+        """The same review, composed again knowing what earlier reviews already said.
+
+        Lets the service read its earlier reviews (and the PR's head) in one call right
+        before posting, instead of one call before the analysis and another after it.
+        """
+        analysis = replace(self.analysis, previous_fingerprints=fingerprints)
+        return replace(self, review=compose(analysis), analysis=analysis)
 
 
 def _wanted(changeset: ChangeSet, config: ReviewConfig) -> list[tuple[str, Side]]:
@@ -136,17 +146,15 @@ async def analyse(
         findings.extend(result.findings)
         incomplete.extend(result.incomplete)
 
-    review = compose(
-        Analysis(
-            changeset=changeset,
-            findings=findings,
-            guidelines=guideline_set.guidelines,
-            config=config,
-            incomplete=incomplete,
-            notes=[*guideline_set.notes, *changeset.info],
-            touches_conversation_api=touches_conversation_api(changeset),
-            previous_fingerprints=previous_fingerprints,
-            now=now,
-        )
+    analysis = Analysis(
+        changeset=changeset,
+        findings=findings,
+        guidelines=guideline_set.guidelines,
+        config=config,
+        incomplete=incomplete,
+        notes=[*guideline_set.notes, *changeset.info],
+        touches_conversation_api=touches_conversation_api(changeset),
+        previous_fingerprints=previous_fingerprints,
+        now=now,
     )
-    return Outcome(review=review, changeset=changeset, config=config)
+    return Outcome(review=compose(analysis), changeset=changeset, config=config, analysis=analysis)

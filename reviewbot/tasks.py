@@ -117,13 +117,6 @@ class Tasks:
             pr = await gateway.pull_request(job.owner, job.repo, job.number)
             if (skipped := self._skip_before(job, pr)) is not None:
                 return TaskResult(skipped=skipped)
-            bot_login = self.settings.bot_login or await gateway.bot_login()
-            previous = await gateway.previous_reviews(job.owner, job.repo, job.number, bot_login)
-            if job.delivery_id in previous.deliveries and not dry_run:
-                # Posted before a crash kept the job from being marked done.
-                return TaskResult(skipped="this delivery was already answered")
-            if not job.forced and pr.head_sha in previous.heads:
-                return TaskResult(skipped=f"head {pr.head_sha[:12]} was already reviewed")
             source = PullRequestSource(gateway, job.owner, job.repo, job.number, pr)
             changeset = await source.changeset()
             if (
@@ -140,18 +133,28 @@ class Tasks:
                     source,
                     registry=self.registry(),
                     now=self.settings.now or datetime.now(UTC),
-                    previous_fingerprints=previous.fingerprints,
                 )
+                # One call, right before posting: what the bot already said on this PR and
+                # the PR's head now (never post a review of a head that is no longer it).
+                bot_login = self.settings.bot_login or await gateway.bot_login()
+                previous = await gateway.previous_reviews(
+                    job.owner, job.repo, job.number, bot_login
+                )
+                outcome = outcome.with_previous(previous.fingerprints)
                 if dry_run:
                     return TaskResult(outcome=outcome)
-                # Never post a review of a head that is no longer the PR's head.
-                current = await gateway.get_pull_request_head(job.owner, job.repo, job.number)
+                if job.delivery_id in previous.deliveries:
+                    # Posted before a crash kept the job from being marked done.
+                    return TaskResult(skipped="this delivery was already answered")
+                current = previous.current_head or pr.head_sha
                 if current != outcome.review.head:
                     if job.forced:
                         raise TransientJobError("the pull request moved while it was reviewed")
                     return TaskResult(
                         skipped=f"head moved to {current[:12]}; a newer job reviews it"
                     )
+                if not job.forced and current in previous.heads:
+                    return TaskResult(skipped=f"head {current[:12]} was already reviewed")
                 review_id = await post_review(
                     gateway, job.owner, job.repo, job.number, outcome, delivery_id=job.delivery_id
                 )
