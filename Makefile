@@ -39,8 +39,10 @@ unit: $(STAMP) redis
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+bench: $(STAMP) redis
 	$(BIN)/python bench/bench_review.py
+	$(BIN)/python bench/bench_service.py
+	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_snapshots.py
 
 clean:
