@@ -20,7 +20,7 @@ install: $(STAMP)
 	@echo "reviewbot: wrote a new webhook secret to .env: paste it into your GitHub App's webhook settings"
 
 run: $(STAMP) .env
-	$(BIN)/reviewbot serve
+	set -a && . ./.env && set +a && exec $(BIN)/reviewbot serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -61,7 +61,6 @@ def serve(settings: Settings, host: str, port: int) -> None:
     configure_logging(
         log_format=settings.log_format, level=settings.log_level, secrets=settings.secret_values()
     )
-    settings.validate_for_service()
     settings = asyncio.run(resolve_bot_login(settings))
     uvicorn.run(
         build_service(settings),
