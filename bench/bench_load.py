@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reviewbot.webhook import sign  # noqa: E402
+from tests.appkey import new_app_key  # noqa: E402
 from tests.fakegithub import FakeFile, FakeGitHub, FakePull  # noqa: E402
 
 SECRET = "load-test-webhook-secret-0123456789"
@@ -101,24 +102,6 @@ class FakeGitHubApp:
         await send({"type": "http.response.body", "body": response.content})
 
 
-def _rsa_key() -> tuple[str, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
 class Redis:
     def __init__(self, port: int, folder: Path) -> None:
         self.port, self.folder, self.process = port, folder, None
@@ -170,7 +153,8 @@ def _payload(number: int, head: str) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, workdir: Path) -> None:
     rng = random.Random(7)
-    private, public = _rsa_key()
+    key = new_app_key()
+    private, public = key.private_pem, key.public_pem
     fake_port, redis_port = _free_port(), _free_port()
     fake = FakeGitHub(f"http://127.0.0.1:{fake_port}")
     fake.register_app(1, public, installations=(1,))

@@ -5,14 +5,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from githubkit.cache import MemCacheStrategy
 
 from reviewbot.github import (
@@ -30,6 +27,7 @@ from reviewbot.github import (
 )
 from reviewbot.models import FileStatus, InlineComment, ReviewEvent
 from reviewbot.source import MAX_GUIDELINE_FILES, SourceError
+from tests.appkey import AppKey, new_app_key
 from tests.fakegithub import (
     BLOB_TEXT_LIMIT,
     FakeFile,
@@ -45,25 +43,7 @@ TOKEN = "ghp_user_token_0123456789"
 # ---- helpers -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AppKey:
-    private_pem: str
-    public_pem: str
-
-
-def _key() -> AppKey:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return AppKey(private, public)
+_key = new_app_key
 
 
 @pytest.fixture(scope="module")
