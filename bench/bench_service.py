@@ -162,9 +162,8 @@ async def _end_to_end(files: int, latency: float) -> None:
     from reviewbot.app import create_app
     from reviewbot.settings import Settings
     from reviewbot.tasks import Tasks
-    from tests.fakegithub import FakeFile, FakePull, fake_github_server
-
     from tests.appkey import new_app_key
+    from tests.fakegithub import FakeFile, FakePull, fake_github_server
 
     key = new_app_key()
     pem, public = key.private_pem, key.public_pem
