@@ -179,6 +179,14 @@ class Artifact:
     workflow_run_id: int | None
     head_branch: str | None
     head_sha: str | None
+    # The run's repository and the repository its head came from: they differ for a run
+    # on a fork's branch, which must never count as the base branch's baseline.
+    repository_id: int | None = None
+    head_repository_id: int | None = None
+
+    @property
+    def from_fork(self) -> bool:
+        return self.head_repository_id != self.repository_id
 
 
 _STATUSES: Final = {
@@ -316,7 +324,13 @@ def _artifact(item: Mapping[str, Any]) -> Artifact:
         workflow_run_id=int(run["id"]) if run.get("id") is not None else None,
         head_branch=run.get("head_branch"),
         head_sha=run.get("head_sha"),
+        repository_id=_optional_int(run.get("repository_id")),
+        head_repository_id=_optional_int(run.get("head_repository_id")),
     )
+
+
+def _optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _blob_query(count: int) -> str:
@@ -936,7 +950,9 @@ class GitHubGateway:
     ) -> list[Artifact]:
         """Unexpired artifacts called ``name``, newest first; only runs on ``branch`` if given.
 
-        A baseline is the first entry with ``branch`` set to the PR's base branch.
+        A baseline is the first entry with ``branch`` set to the PR's base branch. With a
+        branch, runs whose head came from a fork are left out: a fork's branch may well be
+        called ``main`` too, and its artifact would otherwise poison the baseline.
         """
         path = f"/repos/{_q(owner)}/{_q(repo)}/actions/artifacts"
         items, _ = await self._paginate(
@@ -948,7 +964,7 @@ class GitHubGateway:
             for artifact in artifacts
             if artifact.name == name
             and not artifact.expired
-            and (branch is None or artifact.head_branch == branch)
+            and (branch is None or (artifact.head_branch == branch and not artifact.from_fork))
         ]
         return sorted(kept, key=lambda artifact: (artifact.created_at, artifact.id), reverse=True)
 

@@ -155,6 +155,16 @@ class Injection:
 
 
 @dataclass
+class Hook:
+    """Something that happens on GitHub's side as a request arrives (a push, a close)."""
+
+    route: str
+    times: int
+    action: Callable[[Recorded], None]
+    when: Callable[[Recorded], bool] | None = None
+
+
+@dataclass
 class _App:
     app_id: str
     public_key: str
@@ -186,6 +196,7 @@ class FakeGitHub:
         self.issued_tokens: list[str] = []
         self.requests: list[Recorded] = []
         self.injections: list[Injection] = []
+        self.hooks: list[Hook] = []
         self.rate_limit_remaining = 5000
         # Serve artifact blobs chunked, without Content-Length.
         self.blob_chunked = False
@@ -296,6 +307,7 @@ class FakeGitHub:
         run_id: int = 1,
         head_branch: str = "main",
         expired: bool = False,
+        from_fork: bool = False,
     ) -> int:
         repo = self.repo(full_name)
         artifact_id = self._next_id()
@@ -308,7 +320,13 @@ class FakeGitHub:
                 "created_at": self._now(),
                 "archive_download_url": f"{self.base_url}/repos/{full_name}/actions/artifacts/"
                 f"{artifact_id}/zip",
-                "workflow_run": {"id": run_id, "head_branch": head_branch, "head_sha": "h"},
+                "workflow_run": {
+                    "id": run_id,
+                    "head_branch": head_branch,
+                    "head_sha": "h",
+                    "repository_id": 1,
+                    "head_repository_id": 2 if from_fork else 1,
+                },
             }
         )
         repo.artifact_zips[artifact_id] = content
@@ -362,6 +380,22 @@ class FakeGitHub:
             headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
             times=times,
         )
+
+    def before(
+        self,
+        route: str,
+        action: Callable[[Recorded], None],
+        *,
+        times: int = 1,
+        when: Callable[[Recorded], bool] | None = None,
+    ) -> None:
+        """Run ``action`` when the next ``times`` matching requests arrive, before answering.
+
+        Changes the state between two calls of one flow, e.g. a push landing while a review
+        is being written.
+        """
+        self._check_route(route)
+        self.hooks.append(Hook(route, times, action, when))
 
     # -- inspection
 
@@ -502,6 +536,14 @@ class FakeGitHub:
         args: dict[str, str],
         needs_app: bool,
     ) -> httpx.Response:
+        for hook in self.hooks:
+            if (
+                hook.route == recorded.route
+                and hook.times > 0
+                and (hook.when is None or hook.when(recorded))
+            ):
+                hook.times -= 1
+                hook.action(recorded)
         injected = self._injected(recorded, request)
         if injected is not None:
             return injected

@@ -984,6 +984,18 @@ async def test_artifact_listings(fake_github: FakeGitHub, gateway: GitHubGateway
     assert fake_github.requests_to("list_artifacts")[0].params["name"] == "snapshots"
 
 
+async def test_a_forks_main_branch_never_provides_the_baseline(
+    fake_github: FakeGitHub, gateway: GitHubGateway
+) -> None:
+    ours = fake_github.add_artifact(REPO, name="snapshot-baselines", content=b"1")
+    # Newer, same branch name, but the run's head came from a fork.
+    fake_github.add_artifact(REPO, name="snapshot-baselines", content=b"2", from_fork=True)
+    baselines = await gateway.list_repo_artifacts(
+        "octo", "app", "snapshot-baselines", branch="main"
+    )
+    assert [a.id for a in baselines] == [ours]
+
+
 async def test_download_artifact_follows_the_redirect_without_our_token(
     fake_github: FakeGitHub, gateway: GitHubGateway
 ) -> None:
