@@ -99,8 +99,9 @@ async def _replay_async(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for job in routing.jobs:
             if not args.dry_run:
-                await tasks.handle(job)
-                print(f"{job.kind} job for {job.full_name}#{job.number} done")
+                done = await tasks.run(job)
+                what = f"{job.kind} job for {job.full_name}#{job.number}"
+                print(f"{what} skipped: {done.skipped}" if done.skipped else f"{what} posted")
                 continue
             if job.kind != "review":
                 print(f"{job.kind} job for {job.full_name}: only review jobs have a dry run")

@@ -73,7 +73,14 @@ class Tasks:
                     self.settings.github_token.get_secret_value(),
                     base_url=self.settings.github_api_url,
                 )
-            raise PermanentJobError("the delivery names no App installation; cannot act on it")
+            if job.installation_id is None:
+                raise PermanentJobError(
+                    "the delivery names no App installation and GITHUB_TOKEN is not set; "
+                    "cannot act on it"
+                )
+            raise PermanentJobError(
+                "REVIEWBOT_APP_ID is not set (and no GITHUB_TOKEN); cannot act on the delivery"
+            )
         return GitHubGateway.for_installation(
             self.settings.app_id or "",
             self.settings.load_private_key() or "",
@@ -83,7 +90,11 @@ class Tasks:
         )
 
     async def handle(self, job: Job) -> None:
-        """The worker's entry point: dispatch on kind, translate GitHub errors for retries."""
+        """The worker's entry point (a ``JobHandler``)."""
+        await self.run(job)
+
+    async def run(self, job: Job) -> TaskResult:
+        """Run one job: dispatch on kind, translate GitHub errors for the worker's retries."""
         with log_context(delivery_id=job.delivery_id, repo=job.full_name, pr=job.number):
             started = time.monotonic()
             try:
@@ -107,6 +118,7 @@ class Tasks:
                 log.info("job %s skipped: %s", job.kind, result.skipped)
             else:
                 log.info("job %s posted %s", job.kind, result.posted)
+            return result
 
     async def review(self, job: Job, *, dry_run: bool = False) -> TaskResult:
         """Review the PR's current head and post it (or, dry run, return it unposted)."""

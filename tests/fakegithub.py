@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -237,7 +237,7 @@ class FakeGitHub:
         return self.repos.setdefault(full_name, FakeRepo(full_name))
 
     def add_commit(
-        self, full_name: str, sha: str, files: dict[str, str | bytes], *, truncated: bool = False
+        self, full_name: str, sha: str, files: Mapping[str, str | bytes], *, truncated: bool = False
     ) -> None:
         self.repo(full_name).commits[sha] = {
             path: content.encode() if isinstance(content, str) else content

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,9 +15,10 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from reviewbot.jobs import Job
+from reviewbot.jobs import Job, JobQueue, JobRecord, JobStatus
 from reviewbot.settings import Settings
 from reviewbot.webhook import sign
+from tests.fakegithub import FakeFile, FakeGitHub, FakePull
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
 SECRET = "test-webhook-secret-0123456789"
@@ -122,3 +124,68 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
+
+
+# ---- the real pipeline against the fake GitHub (test_service_e2e, test_tasks, test_replay) ----
+
+# Sends a user message to a conversation without `run: true`: a critical finding on line 4.
+SEND_WITHOUT_RUN = """\
+import { ConversationClient } from "@openhands/typescript-client";
+
+export async function send(client: ConversationClient, id: string, text: string) {
+  await client.sendEvent(id, { role: "user", content: [{ type: "text", text }] });
+}
+"""
+SEND_LINE = 4
+SEND_WITH_RUN = SEND_WITHOUT_RUN.replace("text }] });", "text }] }, { run: true });")
+FINDING_MARKER = re.compile(r"<!-- reviewbot:finding fp=([0-9a-f]+) -->")
+FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.SUPERSEDED})
+
+
+def aimed(
+    data: dict[str, Any], full_name: str, number: int, *, installation: int | None = 1
+) -> dict[str, Any]:
+    """A fixture payload pointed at one repository, pull request and App installation."""
+    owner, _, name = full_name.partition("/")
+    data["repository"]["name"] = name
+    data["repository"]["full_name"] = full_name
+    data["repository"]["owner"]["login"] = owner
+    if installation is None:
+        data.pop("installation", None)
+    else:
+        data["installation"] = {"id": installation}
+    if "pull_request" in data:
+        data["number"] = number
+        data["pull_request"]["number"] = number
+    if "issue" in data:
+        data["issue"]["number"] = number
+    return data
+
+
+async def settled(queue: JobQueue, delivery_id: str, timeout: float = 10.0) -> list[JobRecord]:
+    """The delivery's job records once none is pending or running any more."""
+
+    async def poll() -> list[JobRecord]:
+        while True:
+            records = await queue.records(delivery_id)
+            if records and all(record.status in FINISHED for record in records):
+                return records
+            await asyncio.sleep(0.02)
+
+    return await asyncio.wait_for(poll(), timeout)
+
+
+def open_pull(
+    fake: FakeGitHub,
+    full_name: str,
+    number: int,
+    *,
+    base: str,
+    head: str,
+    files: dict[str, str],
+) -> FakePull:
+    """An open PR adding ``files`` on top of a base commit holding only a README."""
+    fake.add_commit(full_name, base, {"README.md": "hello\n"})
+    fake.add_commit(full_name, head, {"README.md": "hello\n", **files})
+    added = [FakeFile.added(path, text) for path, text in files.items()]
+    return fake.add_pull(full_name, FakePull(number, head, base, files=added))
