@@ -57,11 +57,11 @@ from typing import Literal
 import yaml
 
 from reviewbot.models import Guideline, PinMapping, ReviewConfig, Severity
-from reviewbot.render import inline_code
+from reviewbot.render import PROJECT_ROOT, inline_code
 
 GUIDELINE_DIRS: tuple[str, ...] = (".agents/skills", ".openhands/skills", ".openhands/microagents")
 BUILTIN_DIR = "skills"
-BUILTIN_SKILLS_DIR = Path(__file__).resolve().parent.parent / BUILTIN_DIR
+BUILTIN_SKILLS_DIR = PROJECT_ROOT / BUILTIN_DIR
 
 MAX_SKILL_FILES = 100
 MAX_SKILL_BYTES = 256 * 1024

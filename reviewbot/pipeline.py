@@ -16,7 +16,7 @@ from reviewbot.checks import all_checks
 from reviewbot.checks.agent_server import touches_conversation_api
 from reviewbot.checks.base import MAX_PARSE_BYTES, CheckContext
 from reviewbot.checks.dependency_fresh import packages_to_look_up, wants_contents
-from reviewbot.guidelines import builtin_skill_texts, load_guidelines
+from reviewbot.guidelines import BUILTIN_SKILLS_DIR, builtin_skill_texts, load_guidelines
 from reviewbot.models import (
     ChangedFile,
     ChangeSet,
@@ -27,13 +27,12 @@ from reviewbot.models import (
     Side,
 )
 from reviewbot.registry import RegistryClient
-from reviewbot.render import PROJECT_ROOT
 from reviewbot.review import Analysis, compose
 from reviewbot.source import ChangeSource
 
 log = logging.getLogger(__name__)
 
-BUILTIN_SKILLS = PROJECT_ROOT / "skills"
+BUILTIN_SKILLS = BUILTIN_SKILLS_DIR
 
 # Code the structural checks parse; read whole (not only the hunks) when it matters.
 CODE_SUFFIXES = (".ts", ".tsx", ".mts", ".cts", ".js", ".jsx", ".mjs", ".cjs", ".py")

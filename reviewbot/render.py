@@ -7,6 +7,7 @@ tests instead of posting a blank to GitHub.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,8 +21,18 @@ from reviewbot.models import InlineComment, Review, Severity
 _CODE_SPAN = re.compile(r"((`+)(?:(?!\2).)+?\2)", re.DOTALL)
 _MENTION = re.compile(r"(?<![\w.@/-])@(?=[A-Za-z0-9])")
 
-# templates/ and skills/ sit beside the package, in a checkout and in the container image.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _resource_root() -> Path:
+    """Where templates/ and skills/ are: beside the package in a checkout (and an editable
+    install, as in the container image), else where a regular install put them
+    (``share/reviewbot`` under the environment's prefix, see pyproject's data-files)."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "templates").is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "reviewbot"
+
+
+PROJECT_ROOT = _resource_root()
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 
 
