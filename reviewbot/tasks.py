@@ -160,11 +160,10 @@ class Tasks:
                     return TaskResult(skipped="this delivery was already answered")
                 current = previous.current_head or pr.head_sha
                 if current != outcome.review.head:
-                    if job.forced:
-                        raise TransientJobError("the pull request moved while it was reviewed")
-                    return TaskResult(
-                        skipped=f"head moved to {current[:12]}; a newer job reviews it"
-                    )
+                    # Never post a review of a head that is no longer the PR's head; try
+                    # again on the new one (if a job for it gets there first, the retry
+                    # finds it reviewed and stops).
+                    raise TransientJobError("the pull request moved while it was reviewed")
                 if not job.forced and current in previous.heads:
                     return TaskResult(skipped=f"head {current[:12]} was already reviewed")
                 review_id = await post_review(
@@ -177,8 +176,10 @@ class Tasks:
             return f"pull request is {pr.state}"
         if job.trigger == "auto" and pr.draft:
             return "draft pull request; waiting until it is ready for review"
-        if job.trigger == "auto" and job.head_sha and job.head_sha != pr.head_sha:
-            return f"head moved to {pr.head_sha[:12]}; a newer job reviews it"
+        # A job whose head has moved on still reviews the PR's current head: deliveries
+        # arrive out of order (a late redelivery of an old push can replace the newest job
+        # in the queue), so "a newer job will review it" is not something to rely on. The
+        # already-reviewed check below keeps this from reviewing a head twice.
         return None
 
     async def snapshots(self, job: Job) -> TaskResult:
