@@ -149,3 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # the CLI's one boundary: exit codes are a contract
+        # A crash must not look like exit 1 ("critical findings") to the tools reading it.
+        print(f"reviewbot: error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_USAGE

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
         frozen=True,
         populate_by_name=True,
         hide_input_in_errors=True,  # a rejected value may be a secret
+        # `REVIEWBOT_APP_ID=` in an env file means "not set", not "parse an empty number".
+        env_ignore_empty=True,
     )
 
     # --- GitHub App --------------------------------------------------------------------

@@ -305,3 +305,26 @@ def test_pr_source_post_posts_one_review(
     [review] = fake_github.repo("o/r").pulls[6].reviews
     assert review["commit_id"] == head and review["state"] == "COMMENTED"
     assert f"<!-- reviewbot:review head={head} -->" in review["body"]
+
+
+def test_an_unexpected_crash_exits_2_in_one_line_not_1(
+    repo: GitRepo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("reviewbot.render.render_review", broken)
+    repo.write("src/chat.ts", SEND_WITHOUT_RUN)
+    repo.commit()
+    code, out, err = run(capsys, "review", "--repo", str(repo.path), "--base", "main")
+    assert code == 2 and out == ""
+    assert err.strip() == "reviewbot: error: unexpected RuntimeError: boom"
+
+
+def test_empty_settings_in_the_environment_mean_unset(
+    repo: GitRepo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REVIEWBOT_APP_ID", "")
+    monkeypatch.setenv("REVIEWBOT_NOW", "")
+    code, _, err = run(capsys, "review", "--repo", str(repo.path), "--base", "main")
+    assert code == 0, err

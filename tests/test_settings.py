@@ -133,7 +133,7 @@ def test_blank_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
         ("REVIEWBOT_LOG_LEVEL", "LOUD"),
         ("REVIEWBOT_INSECURE_DEV", "maybe"),
         ("REVIEWBOT_NOW", "yesterday"),
-        ("REVIEWBOT_SNAPSHOT_WORKFLOW", ""),
+        ("REVIEWBOT_SNAPSHOT_WORKFLOW", "x" * 201),
     ],
 )
 def test_unsafe_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
