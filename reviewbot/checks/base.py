@@ -11,7 +11,6 @@ import fnmatch
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 
 from reviewbot.diff import partial_text
 from reviewbot.models import (
@@ -33,7 +32,9 @@ _TEST_DIRS = {"__tests__", "tests", "test", "mocks", "__mocks__", "e2e"}
 
 def is_test_path(path: str) -> bool:
     """Test files and mocks mention endpoints without calling them for real."""
-    parts = PurePosixPath(path).parts
+    # Plain string splitting: this runs for every changed file of every rule (PurePosixPath
+    # was a measurable share of a 2,000-file review).
+    parts = [part for part in path.split("/") if part and part != "."]
     name = parts[-1] if parts else path
     if any(part in _TEST_DIRS for part in parts[:-1]):
         return True
