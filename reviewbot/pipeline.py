@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reviewbot.checks import all_checks
-from reviewbot.checks.agent_server import touches_conversation_api
+from reviewbot.checks.agent_server import language_for, may_matter, touches_conversation_api
 from reviewbot.checks.base import MAX_PARSE_BYTES, CheckContext
 from reviewbot.checks.dependency_fresh import packages_to_look_up, wants_contents
 from reviewbot.guidelines import BUILTIN_SKILLS_DIR, builtin_skill_texts, load_guidelines
@@ -33,23 +33,6 @@ from reviewbot.source import ChangeSource
 log = logging.getLogger(__name__)
 
 BUILTIN_SKILLS = BUILTIN_SKILLS_DIR
-
-# Code the structural checks parse; read whole (not only the hunks) when it matters.
-CODE_SUFFIXES = (".ts", ".tsx", ".mts", ".cts", ".js", ".jsx", ".mjs", ".cjs", ".py")
-# Cheap pre-filter on the diff text: only files whose hunks mention the conversation API
-# need their whole text (for one-hop resolution). Reading every file of a 2,000-file PR
-# from GitHub would cost dozens of API calls for nothing.
-_API_HINTS = (
-    "conversation",
-    "sendEvent",
-    "initial_message",
-    "sockets/events",
-    "send_message",
-    "pause",
-    "openhands",
-    "run:",
-    '"run"',
-)
 
 
 @dataclass(frozen=True)
@@ -78,14 +61,16 @@ def _wanted(changeset: ChangeSet, config: ReviewConfig) -> list[tuple[str, Side]
             wanted.append((changed.path, "head"))
             if changed.status is not FileStatus.ADDED:
                 wanted.append((changed.base_path, "base"))
-        elif changed.path.endswith(CODE_SUFFIXES) and _mentions_api(changed):
+        elif language_for(changed.path) is not None and _may_matter(changed):
             wanted.append((changed.path, "head"))
     return wanted
 
 
-def _mentions_api(changed: ChangedFile) -> bool:
-    hunks = "\n".join([*changed.visible.values(), *changed.removed.values()])
-    return any(hint in hunks for hint in _API_HINTS)
+def _may_matter(changed: ChangedFile) -> bool:
+    """Whole texts only for code whose hunks could concern the conversation rules (the same
+    pre-filter their workspace uses): reading every file of a 2,000-file PR from GitHub would
+    cost dozens of API calls for nothing."""
+    return may_matter("\n".join([*changed.visible.values(), *changed.removed.values()]))
 
 
 async def _load_contents(
